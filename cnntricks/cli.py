@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Callable
 
 from omegaconf import OmegaConf
@@ -185,9 +186,30 @@ def cmd_eval(argv: list[str]) -> None:
 
 
 def cmd_show_aug(argv: list[str]) -> None:
-    from cnntricks.show_aug import main as show_aug_main
+    import argparse
 
-    show_aug_main(argv)
+    from hydra import compose, initialize_config_module
+
+    from cnntricks.show_aug import show_aug
+
+    parser = argparse.ArgumentParser(
+        prog="cnntricks show-aug",
+        description="Write a PNG grid: training images in the first row, augmented versions below.",
+        epilog="example: cnntricks show-aug '+aug=[flip,crop,hsv]' --out aug.png")
+    parser.add_argument("overrides", nargs="*", help="the same overrides as cnntricks train, e.g. '+aug=[flip,crop]'")
+    parser.add_argument("--out", type=Path, default=Path("outputs/show_aug.png"))
+    parser.add_argument("--images", type=int, default=8, help="images per row (cycling through the classes)")
+    parser.add_argument("--rows", type=int, default=4, help="augmented rows")
+    args = parser.parse_args(argv)
+    try:
+        check_command_line(args.overrides)
+        with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+            cfg = compose("config", overrides=args.overrides)
+        print(show_aug(cfg, args.out, n_images=args.images, n_rows=args.rows))
+    except ConfigError as error:
+        if _full_errors():
+            raise
+        error_exit(str(error))
 
 
 COMMANDS: dict[str, tuple[Callable[[list[str]], None], str]] = {

@@ -194,15 +194,29 @@ def check_config(cfg: DictConfig) -> None:
     for group in TARGET_GROUPS:
         check_node(cfg[group], group)
     for group in MULTI_GROUPS:
-        for name, node in cfg[group].items():
+        for name, node in group_options(cfg[group]).items():
             check_node(node, f"{group}.{name}")
-    # Cheap options are built once now, so their own range checks (e.g. rrelu lower < upper) fail
-    # before any data is loaded; model, optimiser and scheduler need the network first.
-    for group in ("act", "init", "preprocess", "sampler"):
+    # Cheap options are built once now, so their own range checks (rrelu lower < upper, whitening
+    # eps > 0, a crop larger than the image) fail before any data is loaded; model, optimiser and
+    # scheduler need the network first.
+    size = cfg.data.image_size
+    for group in ("act", "init", "sampler"):
         build(cfg[group], group, _probe=True)
+    build(cfg.preprocess, "preprocess", _probe=True, image_shape=(3, size, size))
     for group in MULTI_GROUPS:
-        for name, node in cfg[group].items():
-            build(node, f"{group}.{name}", _probe=True)
+        for name, node in group_options(cfg[group]).items():
+            option = build(node, f"{group}.{name}", _probe=True)
+            if hasattr(option, "check_image_size"):
+                try:
+                    option.check_image_size(size, size)
+                except ValueError as error:
+                    raise ConfigError(f"{group}.{name}: {_first_line(error)}") from None
+
+
+def group_options(group: DictConfig) -> dict[str, DictConfig]:
+    """The options chosen in a multi-select group; other entries are group-wide switches
+    (`aug.minority_only`) that the group's own builder reads."""
+    return {name: node for name, node in group.items() if isinstance(node, DictConfig)}
 
 
 def build(node: DictConfig, path: str, _probe: bool = False, **runtime: Any) -> Any:

@@ -30,15 +30,14 @@ from tqdm import tqdm
 
 from cnntricks import checkpoint as ckpt
 from cnntricks.act import create_act
-from cnntricks.augment import build_augment
-from cnntricks.config import MULTI_GROUPS, TARGET_GROUPS, ConfigError, build, check_config
+from cnntricks.augment import augment_grid, build_augment
+from cnntricks.config import MULTI_GROUPS, TARGET_GROUPS, ConfigError, build, check_config, group_options
 from cnntricks.data import Split, Splits, load_splits
 from cnntricks.data.loader import Batches
 from cnntricks.init import apply_init
 from cnntricks.monitor import DeadUnitMonitor
 from cnntricks.preprocess import build_preprocess
 from cnntricks.sampling import make_imbalanced
-from cnntricks.show_aug import augment_grid
 
 log = logging.getLogger("cnntricks")
 
@@ -121,7 +120,7 @@ def option_names(cfg: DictConfig) -> dict[str, str]:
         chosen = choices.get(group)
         names[group] = chosen if isinstance(chosen, str) else cfg[group]._target_.rsplit(".", 1)[-1].lower()
     for group in MULTI_GROUPS:
-        names[group] = "+".join(cfg[group].keys()) or "none"
+        names[group] = "+".join(group_options(cfg[group])) or "none"
     return names
 
 
@@ -241,7 +240,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
     scheduler = build(cfg.sched, "sched", optimizer=optimizer)
     plateau = isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)
-    regs = [build(node, f"reg.{name}") for name, node in cfg.reg.items()]
+    regs = [build(node, f"reg.{name}") for name, node in group_options(cfg.reg).items()]
     for reg in regs:
         reg.attach(model.net)
     augment = build_augment(cfg.aug, train_split, run_dir=run_dir, cache_dir=Path(cfg.data.root) / ".cache")
