@@ -234,15 +234,21 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
     model.preprocess.fit(train_split.images)
     model.channels_last = tcfg.channels_last and on_cuda
     model.to(device, memory_format=torch.channels_last if model.channels_last else torch.preserve_format)
+    # Compiled for the training steps only: evaluation runs eagerly, where the dead-unit hooks attach.
     step_model = torch.compile(model) if tcfg.compile and on_cuda else model
 
     optimizer = build(cfg.optim, "optim", params=model.parameters())
     scheduler = build(cfg.sched, "sched", optimizer=optimizer)
     plateau = isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)
-    regs = [build(node, f"reg.{name}") for name, node in group_options(cfg.reg).items()]
-    for reg in regs:
-        reg.attach(model.net)
+    regs = []
+    for name, node in group_options(cfg.reg).items():
+        reg = build(node, f"reg.{name}")
+        try:
+            reg.attach(model.net)  # e.g. dropout on a model without the placeholders it sets
+        except ValueError as error:
+            raise ConfigError(f"reg.{name}: {error}") from None
+        regs.append(reg)
     augment = build_augment(cfg.aug, train_split, run_dir=run_dir, cache_dir=Path(cfg.data.root) / ".cache")
     sampler = build(cfg.sampler, "sampler")
     monitor = DeadUnitMonitor(model.net)
@@ -336,8 +342,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
 
             # ---- evaluate ----
             with monitor.recording():
-                val = evaluate(step_model, val_batches, num_classes, autocast)
-            train_eval = evaluate(step_model, train_eval_batches, num_classes, autocast)
+                val = evaluate(model, val_batches, num_classes, autocast)
+            train_eval = evaluate(model, train_eval_batches, num_classes, autocast)
             lr = optimizer.param_groups[0]["lr"]
             metrics: dict[str, Any] = {
                 "epoch": epoch,
@@ -420,11 +426,11 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
 
     # --- test: the final weights, then the best-on-validation weights ---------------------------
     test_batches = Batches(splits.test.images, splits.test.labels, tcfg.eval_batch_size, device)
-    final_test = evaluate(step_model, test_batches, num_classes, autocast)
+    final_test = evaluate(model, test_batches, num_classes, autocast)
     best_path = run_dir / "checkpoints" / "best.pt"
     if best_path.exists():
         model.load_state_dict(ckpt.load(best_path, device)["model"])
-    best_test = evaluate(step_model, test_batches, num_classes, autocast)
+    best_test = evaluate(model, test_batches, num_classes, autocast)
     final = {k: v for k, v in last_epoch_metrics.items() if k.split("/")[0] in ("loss", "acc", "gap")}
     final.update({"acc/test": final_test["acc"], "loss/test": final_test["loss"], "acc/test_balanced": final_test["balanced_acc"]})
     best.update({"acc/test": best_test["acc"], "loss/test": best_test["loss"], "acc/test_balanced": best_test["balanced_acc"]})
