@@ -67,6 +67,7 @@ class TrainerConfig:
     channels_last: bool = False
     progress: bool = True
     resume: Optional[str] = None
+    warmup_epochs: float = 2.0
     keep_checkpoints: bool = False
     stop_at_min_lr: bool = False
     # Training accuracy is measured in eval mode on this many training images (None: as many as
@@ -191,6 +192,8 @@ def check_config(cfg: DictConfig) -> None:
     for key in ("epochs", "batch_size", "eval_batch_size"):
         if trainer[key] < 1:
             raise ConfigError(f"trainer.{key}={trainer[key]}: must be >= 1")
+    if trainer.warmup_epochs < 0:
+        raise ConfigError(f"trainer.warmup_epochs={trainer.warmup_epochs}: must be >= 0 (0: no warm-up)")
     for group in TARGET_GROUPS:
         check_node(cfg[group], group)
     for group in MULTI_GROUPS:

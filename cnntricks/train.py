@@ -285,6 +285,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
         writer.add_image("images/augment", augment_grid(augment, train_split.images[:8].to(device), train_split.labels[:8].to(device), 4))
 
     step = start_epoch * train_batches.num_batches()
+    # Linear LR warm-up: a high initial LR (the text's 0.1) can kill ReLUs in the first steps.
+    warmup_steps = round(tcfg.warmup_epochs * train_batches.num_batches())
     last_epoch_metrics: dict[str, Any] = {}
     show_progress = tcfg.progress and sys.stderr.isatty()
     try:
@@ -292,6 +294,9 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
             # ---- train ----
             model.train()
             epoch_start = time.perf_counter()
+            # The scheduler's LR for this epoch; a warm-up scales it per step, the scheduler only
+            # ever sees the unscaled value.
+            scheduled = [group["lr"] for group in optimizer.param_groups]
             order = train_batches.order(generator)
             n_batches = train_batches.num_batches(len(order))
             losses = torch.zeros(n_batches, device=device)
@@ -300,6 +305,9 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
             seen = 0
             bar = tqdm(total=n_batches, desc=f"epoch {epoch}/{tcfg.epochs}", leave=False, disable=not show_progress, unit="batch")
             for i, (x, y) in enumerate(train_batches.batches(order)):
+                if step < warmup_steps:
+                    for group, lr in zip(optimizer.param_groups, scheduled):
+                        group["lr"] = lr * (step + 1) / warmup_steps
                 if augment is not None:
                     x, y = augment(x, y)
                 if step == 0:
@@ -332,6 +340,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
                         elapsed = time.perf_counter() - epoch_start
                         bar.set_postfix(loss=f"{data_loss.item():.3f}", acc=f"{correct.item() / seen:.3f}", img_s=f"{seen / elapsed:.0f}")
             bar.close()
+            for group, lr in zip(optimizer.param_groups, scheduled):
+                group["lr"] = lr
             train_time = time.perf_counter() - epoch_start
             batch_losses = losses.tolist()
             train_loss = sum(batch_losses) / len(batch_losses)

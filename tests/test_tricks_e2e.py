@@ -25,3 +25,14 @@ def test_imbalanced_training_split_logs_per_class_and_balanced_accuracy(make_cfg
 def test_balanced_training_split_keeps_the_epoch_record_short(make_cfg, tmp_path):
     train(make_cfg("trainer.epochs=1"), run_dir=tmp_path / "run")
     assert not any(k.startswith("acc_class/") for k in last_epoch(tmp_path / "run"))
+
+
+@pytest.mark.slow
+def test_flip_and_crop_shrink_the_train_val_gap(make_cfg, tmp_path):
+    # Small enough to overfit within a few epochs; the same seed, data and model for both runs.
+    size = ("data.n_train=1000", "data.n_val=500", "data.n_test=100", "model.width=16",
+            "trainer.epochs=12", "trainer.batch_size=64", "optim.lr=0.02", "trainer.threads=2")
+    plain = train(make_cfg(*size), run_dir=tmp_path / "plain")
+    augmented = train(make_cfg(*size, "+aug=[flip,crop]"), run_dir=tmp_path / "augmented")
+    assert plain["final"]["gap"] > 0.05  # the plain run overfits visibly
+    assert augmented["final"]["gap"] < plain["final"]["gap"] - 0.02
