@@ -65,6 +65,14 @@ def test_defaults_are_the_documented_ones(make_cfg):
     (["trainer.device=tpu"], "trainer.device=tpu: accepted values: auto, cpu, cuda, mps"),
     (["trainer.batch_size=0"], "trainer.batch_size=0: must be >= 1"),
     (["-m", "act=relu,nope"], "act=nope"),
+    # Range checks of the tricks themselves, caught before any data is loaded.
+    (["+aug=hsv", "aug.hsv.power=[4.0,0.25]"], "aug.hsv: power=[4.0, 0.25]: low must be <= high"),
+    (["+aug=crop", "aug.crop.size=40"], "aug.crop: size=40: larger than the 32x32 image"),
+    (["preprocess=zca_whiten", "preprocess.eps=0"], "preprocess: eps=0"),
+    (["act=rrelu", "act.lower=8.0", "act.upper=3.0"], "act: lower=8.0, upper=3.0"),
+    (["+reg=dropout", "reg.dropout.p=1.0"], "reg.dropout: p=1.0"),
+    (["+reg=max_norm", "reg.max_norm.c=0"], "reg.max_norm: c=0"),
+    (["+reg=l2", "reg.l2.weight=-1e-4"], "reg.l2: weight=-0.0001"),
 ])
 def test_bad_input_is_one_line_naming_the_option(overrides, expected):
     with pytest.raises(ConfigError) as error:
