@@ -19,16 +19,17 @@ import hashlib
 import json
 import logging
 import math
-import os
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
 import torch
 import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
-from torchvision.utils import make_grid
 from omegaconf import DictConfig
 from torch import Tensor, nn
+from torchvision.utils import make_grid
+
+from cnntricks.files import atomic_write_json
 
 __all__ = [
     "BatchAugment",
@@ -594,11 +595,8 @@ def _fit_statistics(option: Any, name: str, images: Tensor, run_dir: Path | None
     else:
         option.fit(images)
         source = f"{len(images)} training images"
-        if cache is not None:  # write then rename: parallel sweep jobs never read half a file
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            partial = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
-            partial.write_text(json.dumps(option.stats()))
-            partial.replace(cache)
+        if cache is not None:  # atomically: parallel sweep jobs never read half a file
+            atomic_write_json(cache, option.stats())
     stats = option.stats()
     if run_dir is not None:
         (Path(run_dir) / f"{name}.json").write_text(json.dumps(stats, indent=2))

@@ -1,29 +1,13 @@
-"""Checkpoints: atomic writes, and every random state needed to continue a run exactly."""
+"""Checkpoints: finding and loading them, and every random state needed to continue a run exactly."""
 
 from __future__ import annotations
 
-import os
 import random
-import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-
-
-def atomic_save(obj: Any, path: Path) -> None:
-    """Write then rename, so a crash mid-write never leaves a truncated checkpoint behind."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def atomic_copy(src: Path, dst: Path) -> None:
-    tmp = dst.with_name(dst.name + ".tmp")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
 
 
 def rng_state(generator: torch.Generator) -> dict[str, Any]:

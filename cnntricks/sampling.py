@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
 from torch import Tensor
 
 __all__ = ["Sampler", "Shuffle", "OverSample", "UnderSample", "class_indices", "make_imbalanced"]

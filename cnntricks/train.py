@@ -12,12 +12,11 @@ import contextlib
 import json
 import logging
 import math
-import os
 import random
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -32,8 +31,9 @@ from cnntricks import checkpoint as ckpt
 from cnntricks.act import create_act
 from cnntricks.augment import augment_grid, build_augment
 from cnntricks.config import MULTI_GROUPS, TARGET_GROUPS, ConfigError, build, check_config, group_options
-from cnntricks.data import Split, Splits, load_splits
+from cnntricks.data import Splits, load_splits
 from cnntricks.data.loader import Batches
+from cnntricks.files import atomic_copy, atomic_save, atomic_write_json
 from cnntricks.init import apply_init
 from cnntricks.monitor import DeadUnitMonitor
 from cnntricks.preprocess import build_preprocess
@@ -146,12 +146,6 @@ def evaluate(model: nn.Module, batches: Batches, num_classes: int, autocast: Cal
         "per_class_acc": per_class,
         "confusion": confusion.tolist(),
     }
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 def _keep_lines(path: Path, keep: Callable[[str], bool]) -> None:
@@ -278,7 +272,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
     names = option_names(cfg)
     summary: dict[str, Any] = {"status": "running", "run_dir": str(run_dir), "device": str(device),
                                "options": names, "classes": list(classes), "epochs": start_epoch}
-    _write_json(run_dir / "summary.json", summary)
+    atomic_write_json(run_dir / "summary.json", summary)
     writer = SummaryWriter(log_dir=str(run_dir))
     log.info("run %s on %s: %s", run_dir, device, ", ".join(f"{k}={v}" for k, v in names.items()))
     if augment is not None and start_epoch == 0:
@@ -406,7 +400,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
             improved = val["acc"] > best["acc/val"]
             if improved:
                 best = {"epoch": epoch, "acc/val": val["acc"], "loss/val": val["loss"], "acc/train": train_eval["acc"]}
-            ckpt.atomic_save({
+            atomic_save({
                 "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
                 "rng": ckpt.rng_state(generator), "best": best, "fingerprint": _fingerprint(cfg),
@@ -414,9 +408,9 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
                 "image_shape": image_shape, "metrics": metrics,
             }, run_dir / "checkpoints" / "last.pt")
             if improved:
-                ckpt.atomic_copy(run_dir / "checkpoints" / "last.pt", run_dir / "checkpoints" / "best.pt")
+                atomic_copy(run_dir / "checkpoints" / "last.pt", run_dir / "checkpoints" / "best.pt")
             if tcfg.keep_checkpoints:
-                ckpt.atomic_copy(run_dir / "checkpoints" / "last.pt", run_dir / "checkpoints" / f"epoch_{epoch:03d}.pt")
+                atomic_copy(run_dir / "checkpoints" / "last.pt", run_dir / "checkpoints" / f"epoch_{epoch:03d}.pt")
             summary["epochs"] = epoch
             last_epoch_metrics = metrics
             if tcfg.stop_at_min_lr and stalled_at_floor:
@@ -424,13 +418,13 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
                 break
     except KeyboardInterrupt:
         summary.update(status="interrupted", wall_time_s=time.time() - started)
-        _write_json(run_dir / "summary.json", summary)
+        atomic_write_json(run_dir / "summary.json", summary)
         writer.close()
         log.warning("interrupted: resume with trainer.resume=%s", run_dir)
         raise
     except BaseException:
         summary.update(status="failed", wall_time_s=time.time() - started)
-        _write_json(run_dir / "summary.json", summary)
+        atomic_write_json(run_dir / "summary.json", summary)
         writer.close()
         raise
 
@@ -448,7 +442,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
         summary["status"] = "completed"
     summary.update(best=best, final=final, wall_time_s=time.time() - started,
                    test_per_class_acc=dict(zip(classes, best_test["per_class_acc"])))
-    _write_json(run_dir / "summary.json", summary)
+    atomic_write_json(run_dir / "summary.json", summary)
     hparams = {**names, "lr": cfg.optim.lr, "batch_size": tcfg.batch_size, "epochs": tcfg.epochs, "seed": cfg.seed}
     writer.add_hparams(hparams, {"hparam/acc_val": best["acc/val"], "hparam/acc_test": best["acc/test"],
                                  "hparam/gap": final.get("gap", 0.0)}, run_name=".")

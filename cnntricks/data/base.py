@@ -9,8 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, NamedTuple, Optional
 
@@ -18,6 +16,7 @@ import torch
 from torchvision.transforms.v2 import functional as TF
 
 from cnntricks.config import ConfigError
+from cnntricks.files import atomic_save
 
 log = logging.getLogger(__name__)
 
@@ -106,19 +105,6 @@ def cache_key(*parts: Any) -> str:
     """A short stable hash of JSON-able parts (plus the cache version)."""
     text = json.dumps([CACHE_VERSION, *parts], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def atomic_save(obj: Any, path: Path) -> None:
-    """torch.save to a temporary file in the same directory, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_cache(obj: Any, path: Path) -> None:

@@ -172,7 +172,6 @@ def _sample(n: int, gen: torch.Generator, style: Style) -> dict[str, Tensor]:
 
 def _render(labels: Tensor, p: dict[str, Tensor], size: int, gen: torch.Generator) -> Tensor:
     """Float images [N, 3, size, size] (about [0, 1]) of the given classes and parameters, plus noise from `gen`."""
-    n = len(labels)
     gx, gy = _grid(size)
     col = lambda v: v.view(-1, 1, 1)  # noqa: E731  per-image scalar -> broadcast over [N, H, W]
 
