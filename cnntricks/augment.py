@@ -29,6 +29,7 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 from torchvision.utils import make_grid
 
+from cnntricks.checks import check_choice, check_interval, check_range
 from cnntricks.files import atomic_write_json
 
 __all__ = [
@@ -57,37 +58,6 @@ WARP_PADDING = {"constant": "zeros", "edge": "border", "symmetric": "reflection"
 
 
 # --- parameter checks and per-image draws ---------------------------------------------------------
-
-
-def _check_scalar(name: str, value: float, low: float = -math.inf, high: float = math.inf) -> float:
-    """`value` if it lies in [low, high], else a ValueError naming the parameter and the bounds."""
-    if not low <= value <= high:
-        if high == math.inf:
-            raise ValueError(f"{name}={value}: must be >= {low}")
-        raise ValueError(f"{name}={value}: must lie in [{low}, {high}]")
-    return value
-
-
-def _check_interval(
-    name: str, value: Any, low: float = -math.inf, high: float = math.inf, positive: bool = False
-) -> tuple[float, float]:
-    """A [low, high] parameter as a float pair: two numbers, ordered, inside the accepted bounds."""
-    if len(value) != 2:
-        raise ValueError(f"{name}={list(value)}: expected two numbers [low, high]")
-    pair = (float(value[0]), float(value[1]))
-    if pair[0] > pair[1]:
-        raise ValueError(f"{name}={list(pair)}: low must be <= high")
-    if positive and pair[0] <= 0:
-        raise ValueError(f"{name}={list(pair)}: must be > 0")
-    if pair[0] < low or pair[1] > high:
-        raise ValueError(f"{name}={list(pair)}: must lie within [{low}, {high}]")
-    return pair
-
-
-def _check_choice(name: str, value: str, choices: Any) -> str:
-    if value not in choices:
-        raise ValueError(f"{name}={value}: accepted values: {', '.join(choices)}")
-    return value
 
 
 def _uniform(interval: tuple[float, float], n: int, device: torch.device) -> Tensor:
@@ -226,7 +196,7 @@ class Flip(BatchAugment):
 
     def __init__(self, p: float = 0.5) -> None:
         super().__init__()
-        self.p = _check_scalar("p", p, 0.0, 1.0)
+        self.p = check_range("p", p, 0.0, 1.0)
 
     def _apply(self, images: Tensor) -> Tensor:
         flip = torch.rand(len(images), device=images.device) < self.p
@@ -240,7 +210,7 @@ class _CropType(BatchAugment):
     def __init__(self, size: Optional[int], minority_only: bool) -> None:
         super().__init__()
         if size is not None:
-            _check_scalar("size", size, 1)
+            check_range("size", size, 1)
         self.size = size
         self.minority_only = minority_only
 
@@ -275,8 +245,8 @@ class Crop(_CropType):
         self, padding: int = 4, padding_mode: str = "reflect", size: Optional[int] = None, minority_only: bool = False
     ) -> None:
         super().__init__(size, minority_only)
-        self.padding = int(_check_scalar("padding", padding, 0))
-        self.padding_mode = _check_choice("padding_mode", padding_mode, CROP_PADDING)
+        self.padding = int(check_range("padding", padding, 0))
+        self.padding_mode = check_choice("padding_mode", padding_mode, CROP_PADDING)
 
     def check_image_size(self, height: int, width: int) -> None:
         super().check_image_size(height, width)
@@ -329,8 +299,8 @@ class ResizedCrop(_CropType):
         minority_only: bool = False,
     ) -> None:
         super().__init__(size, minority_only)
-        self.scale = _check_interval("scale", scale, 0.0, 1.0, positive=True)
-        self.ratio = _check_interval("ratio", ratio, positive=True)
+        self.scale = check_interval("scale", scale, 0.0, 1.0, positive=True)
+        self.ratio = check_interval("ratio", ratio, positive=True)
 
     def _apply(self, images: Tensor) -> Tensor:
         batch, _, height, width = images.shape
@@ -361,9 +331,9 @@ class RotateScale(BatchAugment):
         padding_mode: str = "symmetric",
     ) -> None:
         super().__init__()
-        self.degrees = _check_interval("degrees", degrees, -180.0, 180.0)
-        self.scale = _check_interval("scale", scale, positive=True)
-        self.padding_mode = _check_choice("padding_mode", padding_mode, WARP_PADDING)
+        self.degrees = check_interval("degrees", degrees, -180.0, 180.0)
+        self.scale = check_interval("scale", scale, positive=True)
+        self.padding_mode = check_choice("padding_mode", padding_mode, WARP_PADDING)
 
     def _apply(self, images: Tensor) -> Tensor:
         batch, _, height, width = images.shape
@@ -401,10 +371,10 @@ class ColorJitter(BatchAugment):
         super().__init__()
         amounts = {"brightness": brightness, "contrast": contrast, "saturation": saturation}
         for name, amount in amounts.items():
-            _check_scalar(name, amount, 0.0)
+            check_range(name, amount, 0.0)
         # Factor ranges as torchvision draws them; a zero amount switches that adjustment off.
         self.factors = {name: (max(0.0, 1 - amount), 1 + amount) for name, amount in amounts.items() if amount > 0}
-        self.hue = _check_scalar("hue", hue, 0.0, 0.5)
+        self.hue = check_range("hue", hue, 0.0, 0.5)
 
     def _apply(self, images: Tensor) -> Tensor:
         batch, device = len(images), images.device
@@ -449,10 +419,10 @@ class HSV(BatchAugment):
         hue: tuple[float, float] = (-0.1, 0.1),
     ) -> None:
         super().__init__()
-        self.power = _check_interval("power", power, positive=True)
-        self.scale = _check_interval("scale", scale, 0.0)
-        self.offset = _check_interval("offset", offset, -1.0, 1.0)
-        self.hue = _check_interval("hue", hue, -0.5, 0.5)
+        self.power = check_interval("power", power, positive=True)
+        self.scale = check_interval("scale", scale, 0.0)
+        self.offset = check_interval("offset", offset, -1.0, 1.0)
+        self.hue = check_interval("hue", hue, -0.5, 0.5)
 
     def sample(self, batch: int, device: torch.device) -> dict[str, Tensor]:
         """One image's parameters per row: power, scale and offset [B, 2] (S, V), hue [B]."""
@@ -479,7 +449,7 @@ class FancyPCA(BatchAugment):
 
     def __init__(self, std: float = 0.1) -> None:
         super().__init__()
-        self.std = _check_scalar("std", std, 0.0)
+        self.std = check_range("std", std, 0.0)
         # Neutral until fitted: zero eigenvalues add nothing.
         self.register_buffer("eigenvalues", torch.zeros(3))
         self.register_buffer("eigenvectors", torch.eye(3))

@@ -14,6 +14,8 @@ from typing import Any
 from hydra.utils import instantiate
 from torch import Tensor, nn
 
+from cnntricks.checks import check_choice
+
 # Layers whose weight is [out, in, *kernel]: torch's fan computation is right for them
 # (transposed convolutions store [in, out, ...] and are deliberately left out).
 WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -71,9 +73,7 @@ class Calibrated(Initializer):
     nonlinearity = "linear"
 
     def __init__(self, mode: str = "fan_in") -> None:
-        if mode not in MODES:
-            raise ValueError(f"mode={mode!r}: must be one of {', '.join(MODES)}")
-        self.mode = mode
+        self.mode = check_choice("mode", mode, MODES)
 
     def init_weight(self, weight: Tensor) -> None:
         nn.init.kaiming_normal_(weight, mode=self.mode, nonlinearity=self.nonlinearity)

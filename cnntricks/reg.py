@@ -17,18 +17,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from cnntricks.checks import check_range
+
 
 def weights(model: nn.Module, include_bias_and_norm: bool = False) -> list[Tensor]:
     """The trainable parameters a penalty or constraint acts on (see the module docstring)."""
     return [
         p for p in model.parameters() if p.requires_grad and (include_bias_and_norm or p.ndim >= 2)
     ]
-
-
-def _check_nonnegative(**values: float) -> None:
-    for name, value in values.items():
-        if not value >= 0:
-            raise ValueError(f"{name}={value}: must be >= 0")
 
 
 def _check_probability(**values: float) -> None:
@@ -89,7 +85,7 @@ class L2(_NormPenalty):
     """½ λ Σ w²; its gradient λ w is weight decay with coefficient λ."""
 
     def __init__(self, weight: float = 5e-4, include_bias_and_norm: bool = False) -> None:
-        _check_nonnegative(weight=weight)
+        check_range("weight", weight, 0)
         super().__init__({2: weight / 2}, include_bias_and_norm)
 
 
@@ -97,7 +93,7 @@ class L1(_NormPenalty):
     """λ Σ |w|: pushes weights to exact zeros (sparse inputs per unit)."""
 
     def __init__(self, weight: float = 1e-5, include_bias_and_norm: bool = False) -> None:
-        _check_nonnegative(weight=weight)
+        check_range("weight", weight, 0)
         super().__init__({1: weight}, include_bias_and_norm)
 
 
@@ -107,7 +103,8 @@ class Elastic(_NormPenalty):
     def __init__(
         self, l1_weight: float = 1e-5, l2_weight: float = 2.5e-4, include_bias_and_norm: bool = False
     ) -> None:
-        _check_nonnegative(l1_weight=l1_weight, l2_weight=l2_weight)
+        check_range("l1_weight", l1_weight, 0)
+        check_range("l2_weight", l2_weight, 0)
         super().__init__({1: l1_weight, 2: l2_weight}, include_bias_and_norm)
 
 

@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from cnntricks.checks import check_choice
+
 __all__ = ["Sampler", "Shuffle", "OverSample", "UnderSample", "class_indices", "make_imbalanced"]
 
 PROFILES = ("exp", "step")
@@ -88,8 +90,7 @@ def make_imbalanced(split: Any, ratio: float, profile: str, seed: int) -> Any:
     """
     if not ratio >= 1:
         raise ValueError(f"ratio={ratio}: must be >= 1 (n_max / n_min)")
-    if profile not in PROFILES:
-        raise ValueError(f"profile={profile}: accepted values: {', '.join(PROFILES)}")
+    check_choice("profile", profile, PROFILES)
     groups = class_indices(split.labels)
     if ratio == 1 or len(groups) < 2:
         return split

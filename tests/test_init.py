@@ -92,7 +92,7 @@ def test_zeros_gives_every_hidden_unit_the_same_gradient():
 
 
 def test_bad_values_raise():
-    with pytest.raises(ValueError, match=r"mode='fan_avg': must be one of fan_in, fan_out"):
+    with pytest.raises(ValueError, match=r"mode=fan_avg: accepted values: fan_in, fan_out"):
         apply_init(nn.Linear(2, 2), init_cfg("he", mode="fan_avg"))
     with pytest.raises(ValueError, match=r"scale=0.0: must be > 0"):
         apply_init(nn.Linear(2, 2), init_cfg("small_random", scale=0.0))

@@ -231,7 +231,7 @@ def test_features_of_every_block(name, size):
         (NIN, {"width": 0}, "width=0: must be >= 1"),
         (NIN, {"depth": 0}, "depth=0: must be >= 1"),
         (ResNet, {"width": 0}, "width=0: must be >= 1"),
-        (ResNet, {"depth": 50}, "depth=50: must be one of 18, 34"),
+        (ResNet, {"depth": 50}, "depth=50: accepted values: 18, 34"),
     ],
 )
 def test_bad_sizes_raise_one_line_value_errors(cls, kwargs, message):

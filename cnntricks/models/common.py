@@ -2,8 +2,6 @@
 class that gives all models the same `blocks`/`head`/`features` interface (fine-tuning, feature
 extraction and early fusion rely on it)."""
 
-from collections.abc import Iterable
-
 from torch import Tensor, nn
 
 from cnntricks.act import ActFactory
@@ -34,19 +32,6 @@ class ConvNormAct(nn.Sequential):
             self.bn = nn.BatchNorm2d(out_channels)
         if act is not None:
             self.act = act(out_channels)
-
-
-def check_min(name: str, value: int, minimum: int) -> None:
-    """Constructor range check with the project's one-line message."""
-    if value < minimum:
-        raise ValueError(f"{name}={value}: must be >= {minimum}")
-
-
-def check_choice(name: str, value: object, choices: Iterable[object]) -> None:
-    """Constructor check of a value against its accepted set."""
-    choices = list(choices)
-    if value not in choices:
-        raise ValueError(f"{name}={value}: must be one of {', '.join(map(str, choices))}")
 
 
 class Backbone(nn.Module):

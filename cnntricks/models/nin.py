@@ -19,7 +19,8 @@ from collections import OrderedDict
 from torch import nn
 
 from cnntricks.act import ActFactory
-from cnntricks.models.common import Backbone, ConvNormAct, check_min
+from cnntricks.checks import check_range
+from cnntricks.models.common import Backbone, ConvNormAct
 
 _ORIGINAL_WIDTH = 192
 
@@ -42,8 +43,8 @@ class NIN(Backbone):
         image_size: int = 32,  # unused: padded pooling and global pooling accept any size
     ) -> None:
         super().__init__()
-        check_min("width", width, 1)
-        check_min("depth", depth, 1)
+        check_range("width", width, 1)
+        check_range("depth", depth, 1)
 
         def scaled(original: int) -> int:
             return max(1, round(original * width / _ORIGINAL_WIDTH))

@@ -6,7 +6,8 @@ from collections import OrderedDict
 from torch import nn
 
 from cnntricks.act import ActFactory
-from cnntricks.models.common import Backbone, ConvNormAct, check_min
+from cnntricks.checks import check_range
+from cnntricks.models.common import Backbone, ConvNormAct
 
 
 class Plain(Backbone):
@@ -28,8 +29,8 @@ class Plain(Backbone):
         image_size: int = 32,
     ) -> None:
         super().__init__()
-        check_min("width", width, 1)
-        check_min("stages", stages, 1)
+        check_range("width", width, 1)
+        check_range("stages", stages, 1)
         if depth < stages:  # every stage needs at least one conv
             raise ValueError(f"depth={depth}: must be >= stages ({stages})")
         if image_size // 2 ** (stages - 1) < 1:

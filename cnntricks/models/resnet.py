@@ -7,7 +7,8 @@ from collections import OrderedDict
 from torch import Tensor, nn
 
 from cnntricks.act import ActFactory
-from cnntricks.models.common import Backbone, ConvNormAct, check_choice, check_min
+from cnntricks.checks import check_choice, check_range
+from cnntricks.models.common import Backbone, ConvNormAct
 
 _BLOCKS_PER_STAGE = {18: [2, 2, 2, 2], 34: [3, 4, 6, 3]}
 
@@ -44,7 +45,7 @@ class ResNet(Backbone):
         image_size: int = 32,  # unused: strided convs and global pooling accept any size
     ) -> None:
         super().__init__()
-        check_min("width", width, 1)
+        check_range("width", width, 1)
         check_choice("depth", depth, _BLOCKS_PER_STAGE)
         self.blocks = nn.ModuleDict()
         self.blocks["conv1"] = nn.Sequential(

@@ -7,7 +7,8 @@ from collections import OrderedDict
 from torch import nn
 
 from cnntricks.act import ActFactory
-from cnntricks.models.common import Backbone, ConvNormAct, check_min
+from cnntricks.checks import check_range
+from cnntricks.models.common import Backbone, ConvNormAct
 
 
 class VGG(Backbone):
@@ -29,10 +30,10 @@ class VGG(Backbone):
         image_size: int = 32,
     ) -> None:
         super().__init__()
-        check_min("width", width, 1)
-        check_min("depth", depth, 1)
-        check_min("stages", stages, 1)
-        check_min("hidden", hidden, 1)
+        check_range("width", width, 1)
+        check_range("depth", depth, 1)
+        check_range("stages", stages, 1)
+        check_range("hidden", hidden, 1)
         side = image_size // 2**stages  # each 2x2 pool floors the side
         if side < 1:
             raise ValueError(
