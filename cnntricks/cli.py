@@ -7,7 +7,6 @@ input costs one line on stderr and exit status 2 instead of a traceback or a hal
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from pathlib import Path
@@ -169,7 +168,6 @@ def _train_task(cfg) -> float:
     except ConfigError as error:
         if _full_errors():
             raise
-        logging.getLogger("cnntricks").error("%s", error)
         error_exit(str(error))
     # What a Hydra sweeper (e.g. Optuna) maximises.
     return summary["best"]["acc/val"]

@@ -18,6 +18,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
+import torch
 from hydra.core.config_store import ConfigStore
 from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -182,11 +183,27 @@ def check_node(node: Any, path: str) -> None:
         raise ConfigError(f"{path}.{key}: {_first_line(error)}") from None
 
 
+def pick_device(name: str) -> torch.device:
+    """`trainer.device` as a torch device: auto = cuda, then mps, then cpu; a missing one is an error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("trainer.device=cuda: no CUDA device is available; accepted here: auto, cpu")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("trainer.device=mps: no MPS device is available; accepted here: auto, cpu")
+    return torch.device(name)
+
+
 def check_config(cfg: DictConfig) -> None:
     """Everything that can be checked without data: schemas, then the constructors' range checks."""
     trainer = cfg.trainer
     if trainer.device not in DEVICES:
         raise ConfigError(f"trainer.device={trainer.device}: accepted values: {', '.join(DEVICES)}")
+    pick_device(trainer.device)  # a device this machine lacks fails here, before any run directory
     if trainer.amp_dtype not in AMP_DTYPES:
         raise ConfigError(f"trainer.amp_dtype={trainer.amp_dtype}: accepted values: {', '.join(AMP_DTYPES)}")
     for key in ("epochs", "batch_size", "eval_batch_size"):

@@ -53,7 +53,8 @@ def evaluate_checkpoint(path: str | Path, overrides: list[str] = (), split: str 
                         device: str = "auto") -> dict[str, Any]:
     from cnntricks.data import load_splits
     from cnntricks.data.loader import Batches
-    from cnntricks.train import build_model, evaluate, pick_device
+    from cnntricks.config import pick_device
+    from cnntricks.train import build_model, evaluate
 
     try:
         file = ckpt.find(path, "best.pt")

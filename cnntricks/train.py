@@ -30,7 +30,7 @@ from tqdm import tqdm
 from cnntricks import checkpoint as ckpt
 from cnntricks.act import create_act
 from cnntricks.augment import augment_grid, build_augment
-from cnntricks.config import MULTI_GROUPS, TARGET_GROUPS, ConfigError, build, check_config, group_options
+from cnntricks.config import MULTI_GROUPS, TARGET_GROUPS, ConfigError, build, check_config, group_options, pick_device
 from cnntricks.data import Splits, load_splits
 from cnntricks.data.loader import Batches
 from cnntricks.files import atomic_copy, atomic_save, atomic_write_json
@@ -74,20 +74,6 @@ def build_model(cfg: DictConfig, num_classes: int, image_shape: tuple[int, int, 
     apply_init(net, cfg.init)
     preprocess = build_preprocess(cfg.preprocess, image_shape)
     return Classifier(preprocess, net)
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("trainer.device=cuda: no CUDA device is available; accepted here: auto, cpu")
-    if name == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError("trainer.device=mps: no MPS device is available; accepted here: auto, cpu")
-    return torch.device(name)
 
 
 def seed_everything(seed: int) -> torch.Generator:

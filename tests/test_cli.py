@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import tiny_cli_args
@@ -50,6 +51,14 @@ def test_bad_input_exits_non_zero_with_one_line_and_writes_nothing(run_cli, tmp_
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("cnntricks: error:") and needle in lines[0]
     assert "Traceback" not in result.stderr
+    assert not (tmp_path / "outputs").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_device_the_machine_lacks_is_one_line_before_any_run_directory(run_cli, tmp_path):
+    result = run_cli("train", "trainer.device=cuda", check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "cnntricks: error: trainer.device=cuda: no CUDA device is available; accepted here: auto, cpu"
     assert not (tmp_path / "outputs").exists()
 
 
