@@ -25,7 +25,7 @@ from typing import Any, Iterator, Optional
 import torch
 import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 from torchvision.utils import make_grid
 
@@ -540,11 +540,12 @@ def augment_grid(augment: Augment, images: Tensor, labels: Tensor, n_rows: int) 
 
 def split_aug_config(aug_cfg: DictConfig | dict) -> tuple[dict[str, Any], bool]:
     """The option nodes of `cfg.aug` and the group-wide `minority_only` flag (default false)."""
-    options = {name: node for name, node in aug_cfg.items() if name != GROUP_FLAG}
-    flag = aug_cfg.get(GROUP_FLAG, False)
-    if not isinstance(flag, bool):
-        raise ValueError(f"aug.{GROUP_FLAG}={flag}: must be true or false")
-    return options, flag
+    from cnntricks.config import check_switches, group_options
+
+    if not isinstance(aug_cfg, DictConfig):
+        aug_cfg = OmegaConf.create(aug_cfg)
+    check_switches("aug", aug_cfg)
+    return group_options(aug_cfg), aug_cfg.get(GROUP_FLAG, False)
 
 
 def _images_digest(images: Tensor) -> str:

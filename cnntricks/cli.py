@@ -44,7 +44,7 @@ def _full_errors() -> bool:
 # --- composition checks ------------------------------------------------------------------------
 
 
-def _group_options(group: str) -> list[str]:
+def _options_on_disk(group: str) -> list[str]:
     from importlib.resources import files
 
     folder = files(CONFIG_MODULE).joinpath(group)
@@ -59,7 +59,7 @@ def explain_composition_error(error: Exception, override: str | None = None) -> 
 
     if isinstance(error, MissingConfigException) and error.missing_cfg_file:
         group = error.missing_cfg_file.rsplit("/", 1)[0] if "/" in error.missing_cfg_file else ""
-        options = list(error.options or []) or _group_options(group)
+        options = list(error.options or []) or _options_on_disk(group)
         if group:
             return f"{group}={error.missing_cfg_file.rsplit('/', 1)[-1]}: unknown option; accepted values: {', '.join(options)}"
     cause = error

@@ -27,6 +27,8 @@ from omegaconf.errors import OmegaConfBaseException
 # Groups whose option is one `_target_` node, and multi-select groups holding a mapping of them.
 TARGET_GROUPS = ("model", "optim", "sched", "act", "init", "preprocess", "sampler")
 MULTI_GROUPS = ("aug", "reg")
+# Entries of a multi-select group that are not options: group-wide switches and their types.
+GROUP_SWITCHES: dict[str, dict[str, type]] = {"aug": {"minority_only": bool}}
 DEVICES = ("auto", "cpu", "cuda", "mps")
 AMP_DTYPES = ("bfloat16", "float16")
 
@@ -214,6 +216,7 @@ def check_config(cfg: DictConfig) -> None:
     for group in TARGET_GROUPS:
         check_node(cfg[group], group)
     for group in MULTI_GROUPS:
+        check_switches(group, cfg[group])
         for name, node in group_options(cfg[group]).items():
             check_node(node, f"{group}.{name}")
     # Cheap options are built once now, so their own range checks (rrelu lower < upper, whitening
@@ -235,8 +238,21 @@ def check_config(cfg: DictConfig) -> None:
 
 def group_options(group: DictConfig) -> dict[str, DictConfig]:
     """The options chosen in a multi-select group; other entries are group-wide switches
-    (`aug.minority_only`) that the group's own builder reads."""
+    (GROUP_SWITCHES, e.g. `aug.minority_only`) that the group's own builder reads."""
     return {name: node for name, node in group.items() if isinstance(node, DictConfig)}
+
+
+def check_switches(name: str, group: DictConfig) -> None:
+    """Every entry of multi-select group `name` that is not an option must be a known switch."""
+    switches = GROUP_SWITCHES.get(name, {})
+    for key, value in group.items():
+        if isinstance(value, DictConfig):
+            continue
+        if key not in switches:
+            accepted = ", ".join(switches) or "none"
+            raise ConfigError(f"{name}.{key}={value}: not an option of {name} (pick options with '+{name}=[...]'); switches: {accepted}")
+        if not isinstance(value, switches[key]):
+            raise ConfigError(f"{name}.{key}={value}: must be a {switches[key].__name__}")
 
 
 def build(node: DictConfig, path: str, _probe: bool = False, **runtime: Any) -> Any:

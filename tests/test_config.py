@@ -73,6 +73,8 @@ def test_defaults_are_the_documented_ones(make_cfg):
     (["+reg=dropout", "reg.dropout.p=1.0"], "reg.dropout: p=1.0"),
     (["+reg=max_norm", "reg.max_norm.c=0"], "reg.max_norm: c=0"),
     (["+reg=l2", "reg.l2.weight=-1e-4"], "reg.l2: weight=-0.0001"),
+    (["+aug.minority_onl=true", "+aug=[crop]"], "aug.minority_onl=True: not an option of aug"),
+    (["aug.minority_only=yes", "+aug=[crop]"], "aug.minority_only=yes: must be a bool"),
 ])
 def test_bad_input_is_one_line_naming_the_option(overrides, expected):
     with pytest.raises(ConfigError) as error:
